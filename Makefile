@@ -1,0 +1,71 @@
+# tfgpu-provision: one entry point for setup, tests, lint, demo and benchmarks.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Debian packages the project needs: debootstrap builds the sandbox lab's root filesystem.
+SYSTEM_PACKAGES := debootstrap
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps lint test test-unit test-full demo bench lock clean
+
+help:
+	@echo "make demo       set up, then show the matrix and plan this machine (main job on the sandbox when available)"
+	@echo "make test       set up, lint, run the default test tier (what CI runs)"
+	@echo "make test-full  the default tier plus the slow tests"
+	@echo "make lint       ruff, mypy, yamllint, ansible-lint"
+	@echo "make bench      performance benchmarks (ratios measured in one run)"
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing - run: sudo apt-get install$$missing" >&2; exit 2; fi; \
+	  echo "Installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,lint]'
+	@touch $@
+
+setup: system-deps $(BIN)/.installed
+
+lint: $(BIN)/.installed
+	ruff check tfgpu_provision tests roles playbooks molecule
+	ruff format --check tfgpu_provision tests roles playbooks molecule
+	mypy
+	yamllint -s .
+	ansible-lint --offline --profile production -q
+
+# pytest exit code 5 means "no tests collected": not a failure of the suite.
+define run_pytest
+	rc=0; pytest $(1) $(PYTEST_ARGS) || rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+endef
+
+test: setup lint
+	$(call run_pytest,-m "not slow")
+
+test-unit: $(BIN)/.installed
+	$(call run_pytest,tests/unit)
+
+test-full: setup lint
+	$(call run_pytest,)
+
+demo: setup
+	tfgpu-provision matrix
+	tfgpu-provision plan --inventory local
+
+bench: setup
+	@ls tests/perf/bench_*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
+	@for b in tests/perf/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# Re-pin constraints.txt from the current venv (run after changing pyproject.toml).
+lock: $(BIN)/.installed
+	$(BIN)/python -m pip freeze --exclude-editable --exclude tfgpu-provision | sort > constraints.txt
+
+clean:
+	rm -rf $(VENV) .tfgpu .pytest_cache .mypy_cache .ruff_cache
