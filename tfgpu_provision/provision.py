@@ -1,0 +1,129 @@
+"""The run flows behind the CLI: validate everything first, then run, then summarise.
+
+Nothing here contacts a host before the inventory, the options and the requested
+TensorFlow release have been validated (bad input -> exit 2, no host touched).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfgpu_provision import compat, inventory, runner
+from tfgpu_provision.console import console, err_console
+from tfgpu_provision.errors import BadInput
+from tfgpu_provision.events import RunModel
+from tfgpu_provision.progress import Progress, host_table
+
+MAX_FORKS = 50
+
+
+@dataclass
+class RunOptions:
+    inventory: str
+    limit: str | None
+    tags: list[str]
+    check: bool
+    extra_vars: list[str]
+    forks: int | None
+    run_root: Path
+    tensorflow: str | None
+    verbosity: int = 0
+
+
+@dataclass
+class Prepared:
+    request: runner.RunRequest
+    inventory: inventory.Inventory
+    hosts: list[str]
+
+
+def _limit_hosts(inv: inventory.Inventory, limit: str | None) -> list[str]:
+    hosts = sorted(inv.gpu_nodes())
+    if not limit:
+        return hosts
+    names = [part for part in limit.replace(":", ",").split(",") if part]
+    if any(ch in limit for ch in "*?[]!&~@"):
+        return hosts  # an Ansible pattern: Ansible itself resolves it
+    known = set(inv.hosts) | set(inv.groups)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise BadInput(
+            f"--limit names {', '.join(unknown)}, which the inventory {inv.path} does not have.",
+            fix=f"use one of: {', '.join(hosts)}",
+        )
+    selected: set[str] = set()
+    for name in names:
+        selected.update(inv.groups.get(name, [name]))
+    return sorted(h for h in hosts if h in selected)
+
+
+def prepare(options: RunOptions, playbook: str) -> Prepared:
+    """Validate all input and build the run request; raises BadInput before any connection."""
+    path = inventory.locate(options.inventory)
+    inv = inventory.load(path)
+    extravars = inventory.coerce_extra_vars(options.extra_vars)
+    if options.tensorflow is not None:
+        extravars["tfgpu_tensorflow_version"] = options.tensorflow
+    inventory.validate_vars(extravars, "the command line")
+    inventory.validate(inv, extravars)
+    hosts = _limit_hosts(inv, options.limit)
+    if not hosts:
+        raise BadInput(
+            f"no gpu_nodes host matches --limit {options.limit}.", fix="check the host names"
+        )
+    for host in hosts:
+        request = extravars.get(
+            "tfgpu_tensorflow_version", inv.hosts[host].get("tfgpu_tensorflow_version")
+        )
+        try:
+            compat.parse_request(request)
+        except BadInput as exc:
+            raise BadInput(f"host {host}: {exc.message}", fix=exc.fix) from None
+    forks = options.forks or min(MAX_FORKS, max(5, len(hosts)))
+    request = runner.RunRequest(
+        playbook=playbook,
+        inventory=path,
+        limit=options.limit,
+        tags=options.tags,
+        check=options.check,
+        extravars=extravars,
+        forks=forks,
+        run_root=options.run_root,
+        verbosity=options.verbosity,
+    )
+    return Prepared(request=request, inventory=inv, hosts=hosts)
+
+
+def execute(prepared: Prepared, title: str) -> runner.RunResult:
+    with Progress(console, title) as progress:
+        result = runner.run(
+            prepared.request, on_event=progress, label=Path(prepared.request.playbook).stem
+        )
+    return result
+
+
+def print_summary(result: runner.RunResult) -> None:
+    model: RunModel = result.model
+    console.print(host_table(model, "Summary"))
+    for host in sorted(model.hosts.values(), key=lambda h: h.name):
+        for error in host.errors:
+            err_console.print(
+                f"{host.name}: {error['kind']} in '{error['task']}': {error['message']}",
+                markup=False,
+            )
+    for message in model.guard_errors:
+        err_console.print(f"guard: {message}", markup=False)
+    if not model.finished and not model.cancelled:
+        err_console.print(
+            f"The run did not finish; Ansible said:\n{result.output_tail()}", markup=False
+        )
+    if model.cancelled:
+        err_console.print(f"Interrupted: partial summary in {result.run_dir / 'summary.json'}")
+    elif result.exit_code:
+        err_console.print(f"Run artifacts (events, stdout): {result.artifacts}", markup=False)
+
+
+def default_run_root() -> Path:
+    return Path(os.environ.get("TFGPU_RUN_DIR", ".tfgpu/runs"))
