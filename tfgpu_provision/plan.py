@@ -110,7 +110,7 @@ def host_renderable(host: HostState) -> RenderableType:
     table.add_column("current")
     table.add_column("target")
     for row in layer_rows(summary):
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # Text: "[and-cuda]" is not markup
     lines: list[RenderableType] = [table]
     styles = {"error": "bold red", "warning": "yellow", "note": "cyan"}
     for kind, item in _findings(summary):

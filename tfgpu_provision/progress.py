@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from tfgpu_provision.events import RunModel
 
@@ -32,7 +33,7 @@ def host_table(model: RunModel, title: str | None = None) -> Table:
             str(host.changed),
             str(host.failed),
             str(host.unreachable),
-            host.current_task,
+            Text(host.current_task),
         )
     return table
 

@@ -113,6 +113,8 @@ def test_option_names_are_the_fixed_ones() -> None:
         "tfgpu_require_gpu",
         "tfgpu_simulate_gpus",
         "tfgpu_sandbox",
+        "tfgpu_sandbox_reboot_command",
+        "tfgpu_sandbox_boot_time_command",
         "tfgpu_ca_certificates",
         "tfgpu_pip_index_url",
         "tfgpu_conda_channels",

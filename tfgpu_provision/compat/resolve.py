@@ -862,6 +862,6 @@ class _Resolver:
             "NO_GPU",
             "No NVIDIA GPU was found, so TensorFlow would run on the CPU only, yet the plan "
             f"still installs {listed}.",
-            "Check the host with lspci and nvidia-smi, or set tfgpu_require_gpu: false to "
-            "accept a CPU-only host.",
+            "If the host should have a GPU, check it with lspci -nn -d 10de: and nvidia-smi; "
+            "set tfgpu_require_gpu: true to fail such hosts instead of warning.",
         )
