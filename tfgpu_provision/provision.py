@@ -59,6 +59,29 @@ def _limit_hosts(inv: inventory.Inventory, limit: str | None) -> list[str]:
     return sorted(h for h in hosts if h in selected)
 
 
+# Play keywords (serial, max_fail_percentage) are templated before any host is known, so
+# Ansible cannot read them from the inventory's host or group vars: pass them as extra vars.
+_PLAY_KEYWORD_OPTIONS = ("tfgpu_serial", "tfgpu_max_fail_percentage")
+
+
+def _play_keywords(
+    inv: inventory.Inventory, hosts: list[str], extravars: dict[str, object]
+) -> None:
+    for name in _PLAY_KEYWORD_OPTIONS:
+        if name in extravars:
+            continue
+        values = {repr(inv.options_for(h)[name]) for h in hosts}
+        if len(values) > 1:
+            raise BadInput(
+                f"{name} differs between hosts ({', '.join(sorted(values))}); "
+                "it applies to a whole play.",
+                fix=f"set {name} once, in group_vars/all.yml or with -e {name}=...",
+            )
+        value = inv.options_for(hosts[0])[name]
+        if value is not None:
+            extravars[name] = value
+
+
 def prepare(options: RunOptions, playbook: str) -> Prepared:
     """Validate all input and build the run request; raises BadInput before any connection."""
     path = inventory.locate(options.inventory)
@@ -81,6 +104,7 @@ def prepare(options: RunOptions, playbook: str) -> Prepared:
             compat.parse_request(request)
         except BadInput as exc:
             raise BadInput(f"host {host}: {exc.message}", fix=exc.fix) from None
+    _play_keywords(inv, hosts, extravars)
     forks = options.forks or min(MAX_FORKS, max(5, len(hosts)))
     request = runner.RunRequest(
         playbook=playbook,

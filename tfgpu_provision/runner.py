@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tfgpu_provision import procs
 from tfgpu_provision.errors import BadInput
 from tfgpu_provision.events import RunModel
 from tfgpu_provision.inventory import content_root
@@ -60,7 +61,8 @@ class RunResult:
 
 
 def playbook_path(name: str) -> Path:
-    path = content_root() / "playbooks" / name
+    """A playbook of the package by name (``site.yml``), or any playbook by absolute path."""
+    path = Path(name) if Path(name).is_absolute() else content_root() / "playbooks" / name
     if not path.is_file():
         raise BadInput(f"playbook {name!r} not found at {path}.", fix="Reinstall tfgpu-provision.")
     return path
@@ -92,6 +94,8 @@ def _runner_kwargs(request: RunRequest, run_dir: Path) -> dict[str, Any]:
             "ANSIBLE_ROLES_PATH": str(root / "roles"),
             "ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "True"),
             "ANSIBLE_NOCOLOR": "1",
+            # Where roles put files for the controller (verify documents): this run's directory.
+            "TFGPU_RUN_ARTIFACTS": str(run_dir),
         },
         # ansible-runner keeps facts per run by default; a shared cache lets a rerun skip them.
         "fact_cache_type": "jsonfile",
@@ -120,6 +124,7 @@ class _Interrupt:
     def __init__(self) -> None:
         self.requested = False
         self._previous: Any = None
+        self.tree: dict[int, str] = {}
 
     def __enter__(self) -> _Interrupt:
         if threading.current_thread() is threading.main_thread():
@@ -134,6 +139,8 @@ class _Interrupt:
         self.requested = True
 
     def cancel(self) -> bool:
+        if self.requested and not self.tree:
+            self.tree = procs.descendants(os.getpid())
         return self.requested
 
 
@@ -161,6 +168,8 @@ def run(
             **kwargs, event_handler=handle, cancel_callback=interrupt.cancel
         )
         model.cancelled = interrupt.requested or runner.status == "canceled"
+    if interrupt.tree:
+        procs.terminate(interrupt.tree)
 
     artifacts = run_dir / "artifacts" / "run"
     result = RunResult(

@@ -73,4 +73,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             simulate_gpus=int(options["tfgpu_simulate_gpus"] or 0),
         )
         result.update(outcome.to_result())
+        # Every option with its default applied, for the later roles: one schema, no role
+        # repeats a tfgpu_* default.
+        result["ansible_facts"]["tfgpu_options"] = options
         return result
