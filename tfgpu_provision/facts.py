@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -130,6 +131,30 @@ class ModuleFacts(TypedDict):
     nouveau: bool
 
 
+class PackageFacts(TypedDict):
+    name: str
+    version: str
+
+
+class ToolkitFacts(TypedDict):
+    version: str
+    origin: str  # the package name or the /usr/local/cuda-X.Y directory it was read from
+
+
+class EnvFacts(TypedDict):
+    path: str
+    state: dict[str, Any]
+
+
+class InstalledFacts(TypedDict):
+    """What is already installed, as plan's "current" column shows it."""
+
+    driver_packages: list[PackageFacts]
+    cuda_toolkits: list[ToolkitFacts]
+    cudnn: list[PackageFacts]
+    tf_envs: list[EnvFacts]
+
+
 class HostFacts(TypedDict):
     os: OsFacts
     python: str | None
@@ -146,6 +171,7 @@ class HostFacts(TypedDict):
     modules: ModuleFacts
     source: FactsSource
     notes: list[str]
+    installed: InstalledFacts
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -764,4 +790,62 @@ def host_facts_from_probe(raw: Mapping[str, Any]) -> HostFacts:
         modules=modules,
         source=source,
         notes=notes,
+        installed=installed_facts(raw.get("installed")),
+    )
+
+
+_TOOLKIT_PACKAGE = re.compile(r"^cuda-toolkit-(\d+)-(\d+)$")
+_UPSTREAM_VERSION = re.compile(r"^(?:\d+:)?(\d+)\.(\d+)")
+
+
+def installed_facts(raw: object) -> InstalledFacts:
+    """Installed driver/CUDA/cuDNN packages, CUDA trees and tfgpu envs from the probe."""
+    data = raw if isinstance(raw, Mapping) else {}
+    packages: list[PackageFacts] = [
+        PackageFacts(name=str(p["name"]), version=str(p["version"]))
+        for p in data.get("packages") or []
+        if isinstance(p, Mapping) and p.get("name") and p.get("version")
+    ]
+    toolkits: list[ToolkitFacts] = []
+    for pkg in packages:
+        match = _TOOLKIT_PACKAGE.match(pkg["name"])
+        if match:
+            toolkits.append(ToolkitFacts(version=f"{match[1]}.{match[2]}", origin=pkg["name"]))
+        elif pkg["name"] == "nvidia-cuda-toolkit":
+            # Debian's version looks like 11.8.89~11.8.0-5~deb12u1: the upstream part leads.
+            upstream = _UPSTREAM_VERSION.match(pkg["version"])
+            if upstream:
+                toolkits.append(
+                    ToolkitFacts(version=f"{upstream[1]}.{upstream[2]}", origin=pkg["name"])
+                )
+    for tree in data.get("cuda_toolkits") or []:
+        if not isinstance(tree, Mapping):
+            continue
+        try:
+            doc = json.loads(str(tree.get("version_json") or ""))
+            version = str(doc["cuda"]["version"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        short = ".".join(version.split(".")[:2])
+        if not any(t["version"] == short for t in toolkits):
+            toolkits.append(ToolkitFacts(version=short, origin=str(tree.get("path"))))
+    envs: list[EnvFacts] = []
+    for env in data.get("tf_envs") or []:
+        if not isinstance(env, Mapping):
+            continue
+        try:
+            state = json.loads(str(env.get("state") or ""))
+        except ValueError:
+            continue
+        if isinstance(state, dict):
+            envs.append(EnvFacts(path=str(env.get("path")), state=state))
+    return InstalledFacts(
+        driver_packages=[
+            p
+            for p in packages
+            if p["name"].startswith(("nvidia-driver", "cuda-drivers", "libcuda"))
+        ],
+        cuda_toolkits=toolkits,
+        cudnn=[p for p in packages if p["name"].startswith(("cudnn", "libcudnn"))],
+        tf_envs=envs,
     )

@@ -65,26 +65,38 @@ def layer_rows(summary: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     gpu_text = f"{gpus} NVIDIA" if gpus else "none"
     if not gpus and sim:
         gpu_text += f" ({sim} simulated on CPU)"
+    installed = host.get("installed") or {}
+    toolkits = ", ".join(t.get("version", "?") for t in installed.get("cuda_toolkits") or [])
+    cuda_now = toolkits or "-"
+    if driver.get("cuda_version"):
+        cuda_now += f" (driver supports {driver['cuda_version']})"
+    cudnn_now = ", ".join(p.get("version", "?") for p in installed.get("cudnn") or []) or "-"
+    envs = installed.get("tf_envs") or []
+    env_state = envs[-1].get("state", {}) if envs else {}
+    tf_now = (
+        str(env_state.get("tensorflow") or env_state.get("requirement") or "-") if envs else "-"
+    )
+    env_now = ", ".join(str(e.get("path")) for e in envs) or "-"
     return [
         ("GPUs", gpu_text, "-"),
         ("driver", str(current_driver), target_driver),
         (
             "CUDA",
-            f"driver API {driver['cuda_version']}" if driver.get("cuda_version") else "-",
+            cuda_now,
             f"{_dash(stack.get('cuda'))} via {_dash(sources.get('cuda'))}" if stack else "-",
         ),
         (
             "cuDNN",
-            "-",
+            cudnn_now,
             f"{_dash(stack.get('cudnn'))} via {_dash(sources.get('cudnn'))}" if stack else "-",
         ),
         ("Python", _dash(host.get("python")), target_python),
         (
             "TensorFlow",
-            "-",
+            tf_now,
             _dash(stack.get("pip_requirement") or stack.get("tensorflow")) if stack else "-",
         ),
-        ("env", "-", _dash(sources.get("env"))),
+        ("env", env_now, _dash(sources.get("env"))),
     ]
 
 

@@ -428,3 +428,47 @@ def test_lookup_by_id_then_by_exact_name() -> None:
     assert lookup_gpu(None, "NVIDIA GeForce RTX 4090 Ti") is None
     assert lookup_gpu("10de:0000", None) is None
     assert len(facts.gpu_models()) == len(yaml.safe_load(GPU_DATA_PATH.read_text())["gpus"])
+
+
+def test_installed_layers_from_packages_trees_and_env_state() -> None:
+    installed = facts.installed_facts(
+        {
+            "packages": [
+                {"name": "nvidia-driver", "version": "535.261.03-1~deb12u1"},
+                {"name": "libcuda1", "version": "535.261.03-1~deb12u1"},
+                {"name": "cuda-toolkit-12-5", "version": "12.5.1-1"},
+                {"name": "nvidia-cuda-toolkit", "version": "11.8.89~11.8.0-5~deb12u1"},
+                {"name": "libcudnn8", "version": "8.9.7.29-1+cuda12.2"},
+            ],
+            "cuda_toolkits": [
+                {"path": "/usr/local/cuda-12.5", "version_json": '{"cuda": {"version": "12.5.1"}}'},
+                {
+                    "path": "/usr/local/cuda-12.2",
+                    "version_json": '{"cuda": {"version": "12.2.140"}}',
+                },
+                {"path": "/usr/local/cuda-9.9", "version_json": "not json"},
+            ],
+            "tf_envs": [
+                {"path": "/opt/tfgpu/envs/tf-gpu-abc", "state": '{"tensorflow": "2.21.0"}'}
+            ],
+        }
+    )
+    assert [p["name"] for p in installed["driver_packages"]] == ["nvidia-driver", "libcuda1"]
+    assert [t["version"] for t in installed["cuda_toolkits"]] == ["12.5", "11.8", "12.2"]
+    assert installed["cudnn"] == [{"name": "libcudnn8", "version": "8.9.7.29-1+cuda12.2"}]
+    assert installed["tf_envs"][0]["state"]["tensorflow"] == "2.21.0"
+
+
+def test_installed_layers_tolerate_junk() -> None:
+    assert facts.installed_facts(None) == {
+        "driver_packages": [],
+        "cuda_toolkits": [],
+        "cudnn": [],
+        "tf_envs": [],
+    }
+    assert (
+        facts.installed_facts(
+            {"packages": ["x", {"name": "cudnn9"}], "tf_envs": [{"state": "[1]"}]}
+        )["cudnn"]
+        == []
+    )

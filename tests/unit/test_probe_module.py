@@ -141,6 +141,7 @@ def test_module_runs_in_check_mode_with_defaults(tmp_path: Path) -> None:
         "disk_path": "/opt",
         "sysfs_root": "/sys",
         "command_timeout": 30,
+        "env_root": "/opt/tfgpu/envs",
     }
 
 

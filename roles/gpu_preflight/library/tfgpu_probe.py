@@ -283,6 +283,49 @@ def collect_modules():
     return [name for name in names if name.startswith(("nvidia", "nouveau"))]
 
 
+# Installed layers, for plan's "current" column: package names of every install source.
+DPKG_PATTERNS = (
+    "nvidia-driver*",
+    "cuda-drivers*",
+    "libcuda1",
+    "cuda-toolkit-*",
+    "nvidia-cuda-toolkit",
+    "cudnn*",
+    "libcudnn*",
+)
+
+
+def collect_installed(timeout, env_root):
+    """Installed driver/CUDA/cuDNN packages, toolkit trees and tfgpu envs (read-only)."""
+    packages = None
+    dpkg_query = shutil.which("dpkg-query")
+    if dpkg_query:
+        result = run(
+            [
+                dpkg_query,
+                "-W",
+                "-f",
+                "${Package}\t${Version}\t${db:Status-Abbrev}\n",
+                *DPKG_PATTERNS,
+            ],
+            timeout,
+        )
+        packages = []
+        for line in result["stdout"].splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3 and parts[2].startswith("ii"):
+                packages.append({"name": parts[0], "version": parts[1]})
+    toolkits = []
+    for version_file in sorted(glob.glob("/usr/local/cuda-*/version.json")):
+        toolkits.append(
+            {"path": os.path.dirname(version_file), "version_json": read_text(version_file)}
+        )
+    envs = []
+    for state in sorted(glob.glob(os.path.join(env_root, "*", ".tfgpu-env.json"))):
+        envs.append({"path": os.path.dirname(state), "state": read_text(state)})
+    return {"packages": packages, "cuda_toolkits": toolkits, "tf_envs": envs}
+
+
 def probe(params):
     timeout = params["command_timeout"]
     return {
@@ -299,6 +342,7 @@ def probe(params):
         "locks": collect_locks(timeout),
         "disk": collect_disk(params["disk_path"]),
         "proc_modules": collect_modules(),
+        "installed": collect_installed(timeout, params["env_root"]),
     }
 
 
@@ -308,6 +352,7 @@ def main():
             "disk_path": {"type": "str", "default": "/opt"},
             "sysfs_root": {"type": "str", "default": "/sys"},
             "command_timeout": {"type": "int", "default": 30},
+            "env_root": {"type": "str", "default": "/opt/tfgpu/envs"},
         },
         supports_check_mode=True,
     )
