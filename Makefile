@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 SYSTEM_PACKAGES := debootstrap
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps lint test test-unit test-full demo bench lock clean
+.PHONY: help setup system-deps lint test test-unit test-full demo bench lock clean ee
 
 help:
 	@echo "make demo       set up, then show the matrix and plan this machine (main job on the sandbox when available)"
@@ -62,6 +62,11 @@ demo: setup
 bench: setup
 	@ls tests/perf/bench_*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
 	@for b in tests/perf/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# Build context for an AWX/AAP execution environment (see docs/awx.md).
+ee: $(BIN)/.installed
+	rm -rf dist context && $(BIN)/python -m pip wheel -q --no-deps -w dist .
+	ansible-builder create -f execution-environment.yml -c context
 
 # Re-pin constraints.txt from the current venv (run after changing pyproject.toml).
 lock: $(BIN)/.installed

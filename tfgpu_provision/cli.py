@@ -56,6 +56,16 @@ def _run_options(parser: argparse.ArgumentParser, *, required_inventory: bool) -
         help="where run directories go (default ./.tfgpu/runs, or $TFGPU_RUN_DIR)",
     )
     group.add_argument("--tensorflow", help="TensorFlow release: 2.21, 2.21.0 or latest")
+    group.add_argument(
+        "--vault-password-file",
+        type=Path,
+        help="file holding the Ansible Vault password for vaulted inventory values",
+    )
+    group.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run only the hosts that failed or were unreachable in the last run",
+    )
     group.add_argument("-v", "--verbose", action="count", default=0, help="more Ansible output")
 
 
@@ -108,6 +118,8 @@ def _run_options_from(args: argparse.Namespace) -> RunOptions:
         run_root=args.run_dir or default_run_root(),
         tensorflow=args.tensorflow,
         verbosity=args.verbose,
+        vault_password_file=args.vault_password_file,
+        retry_failed=args.retry_failed,
     )
 
 
@@ -164,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TfgpuError as exc:
         if args.debug:
             raise
-        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        prefix = "error: " if exc.exit_code else ""
+        err_console.print(f"{prefix}{exc}", markup=False, soft_wrap=True)
         return exc.exit_code
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()

@@ -6,13 +6,14 @@ TensorFlow release have been validated (bad input -> exit 2, no host touched).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from tfgpu_provision import compat, inventory, runner
 from tfgpu_provision.console import console, err_console
-from tfgpu_provision.errors import BadInput
+from tfgpu_provision.errors import BadInput, TfgpuError
 from tfgpu_provision.events import RunModel
 from tfgpu_provision.progress import Progress, host_table
 
@@ -30,6 +31,8 @@ class RunOptions:
     run_root: Path
     tensorflow: str | None
     verbosity: int = 0
+    vault_password_file: Path | None = None
+    retry_failed: bool = False
 
 
 @dataclass
@@ -82,6 +85,40 @@ def _play_keywords(
             extravars[name] = value
 
 
+def _vault_file(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    if not path.is_file():
+        raise BadInput(
+            f"vault password file {path} does not exist.", fix="pass the file that holds it"
+        )
+    return path.resolve()
+
+
+def _last_failed(run_root: Path) -> str:
+    """The hosts that failed or were unreachable in the newest run under ``run_root``."""
+    runs = sorted(run_root.expanduser().glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise BadInput(
+            f"--retry-failed: no earlier run in {run_root}.", fix="run without --retry-failed first"
+        )
+    summary = json.loads(runs[-1].read_text())
+    failed = [
+        h["name"] for h in summary.get("hosts", []) if h.get("status") in ("failed", "unreachable")
+    ]
+    if not failed:
+        raise NothingToRetry(
+            f"the last run ({runs[-1].parent.name}) had no failed or unreachable host."
+        )
+    return ",".join(sorted(failed))
+
+
+class NothingToRetry(TfgpuError):
+    """--retry-failed found nothing to do: not an error."""
+
+    exit_code = 0
+
+
 def prepare(options: RunOptions, playbook: str) -> Prepared:
     """Validate all input and build the run request; raises BadInput before any connection."""
     path = inventory.locate(options.inventory)
@@ -91,6 +128,10 @@ def prepare(options: RunOptions, playbook: str) -> Prepared:
         extravars["tfgpu_tensorflow_version"] = options.tensorflow
     inventory.validate_vars(extravars, "the command line")
     inventory.validate(inv, extravars)
+    if options.retry_failed:
+        if options.limit:
+            raise BadInput("--retry-failed and --limit both pick hosts.", fix="use one of them")
+        options.limit = _last_failed(options.run_root)
     hosts = _limit_hosts(inv, options.limit)
     if not hosts:
         raise BadInput(
@@ -105,6 +146,8 @@ def prepare(options: RunOptions, playbook: str) -> Prepared:
         except BadInput as exc:
             raise BadInput(f"host {host}: {exc.message}", fix=exc.fix) from None
     _play_keywords(inv, hosts, extravars)
+    if options.forks is not None and options.forks < 1:
+        raise BadInput(f"--forks {options.forks} is not a positive number.", fix="use --forks 1 or more")
     forks = options.forks or min(MAX_FORKS, max(5, len(hosts)))
     request = runner.RunRequest(
         playbook=playbook,
@@ -116,6 +159,7 @@ def prepare(options: RunOptions, playbook: str) -> Prepared:
         forks=forks,
         run_root=options.run_root,
         verbosity=options.verbosity,
+        vault_password_file=_vault_file(options.vault_password_file),
     )
     return Prepared(request=request, inventory=inv, hosts=hosts)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -39,6 +40,7 @@ class RunRequest:
     forks: int | None = None
     run_root: Path = Path(".tfgpu/runs")
     verbosity: int = 0
+    vault_password_file: Path | None = None
 
 
 @dataclass
@@ -83,6 +85,8 @@ def _runner_kwargs(request: RunRequest, run_dir: Path) -> dict[str, Any]:
     root = content_root()
     FACT_CACHE.mkdir(parents=True, exist_ok=True)
     cmdline = ["--check"] if request.check else []
+    if request.vault_password_file:
+        cmdline += ["--vault-password-file", str(request.vault_password_file)]
     kwargs: dict[str, Any] = {
         "private_data_dir": str(run_dir),
         "ident": "run",
@@ -114,7 +118,7 @@ def _runner_kwargs(request: RunRequest, run_dir: Path) -> dict[str, Any]:
     if request.forks:
         kwargs["forks"] = request.forks
     if cmdline:
-        kwargs["cmdline"] = " ".join(cmdline)
+        kwargs["cmdline"] = shlex.join(cmdline)
     return kwargs
 
 
