@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-# Debian packages the project needs: debootstrap builds the sandbox lab's root filesystem.
-SYSTEM_PACKAGES := debootstrap
+# Debian packages the project needs: debootstrap builds the sandbox lab's root filesystem;
+# chromium renders the HTML report in its test.
+SYSTEM_PACKAGES := debootstrap chromium
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps lint test test-unit test-full demo bench lock clean ee

@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(plan, required_inventory=True)
     plan.add_argument("--format", choices=["table", "json"], default="table")
 
+    from tfgpu_provision.report.cli import add_report_subparser
+
+    add_report_subparser(sub)
     try:
         from tfgpu_provision.sandbox.cli import add_subparser
     except ImportError:  # the sandbox package is optional at import time

@@ -52,6 +52,8 @@ class RunResult:
     artifacts: Path
     status: str
     exit_code: int
+    playbook: str = ""
+    verify_expected: bool = False
 
     def output_tail(self, lines: int = 15) -> str:
         """The end of Ansible's own output: the explanation when no host event came back."""
@@ -182,13 +184,28 @@ def run(
         artifacts=artifacts,
         status=str(runner.status),
         exit_code=model.exit_code(),
+        playbook=request.playbook,
+        verify_expected=_runs_verify(request),
     )
     write_summary(result)
     return result
 
 
+def _runs_verify(request: RunRequest) -> bool:
+    """Whether this run's plays include the verify stage (so a host without a result failed)."""
+    if Path(request.playbook).stem not in ("site", "verify") or request.check:
+        return False
+    return not request.tags or "verify" in request.tags
+
+
 def write_summary(result: RunResult) -> Path:
     path = result.run_dir / "summary.json"
-    doc = {"status": result.status, "artifacts": str(result.artifacts), **result.model.to_dict()}
+    doc = {
+        "status": result.status,
+        "playbook": result.playbook,
+        "verify_expected": result.verify_expected,
+        "artifacts": str(result.artifacts),
+        **result.model.to_dict(),
+    }
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return path
