@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(plan, required_inventory=True)
     plan.add_argument("--format", choices=["table", "json"], default="table")
 
+    verify = sub.add_parser(
+        "verify", help="run only the verify stage (multi-GPU TensorFlow check) and report"
+    )
+    _run_options(verify, required_inventory=True)
+
     from tfgpu_provision.report.cli import add_report_subparser
 
     add_report_subparser(sub)
@@ -163,14 +168,21 @@ def cmd_provision(args: argparse.Namespace) -> int:
     options = _run_options_from(args)
     prepared = provision.prepare(options, "site.yml")
     result = provision.execute(prepared, "provision")
-    provision.print_summary(result)
-    return result.exit_code
+    return provision.report_run(result)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tfgpu_provision import provision
+
+    prepared = provision.prepare(_run_options_from(args), "verify.yml")
+    result = provision.execute(prepared, "verify")
+    return provision.report_run(result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"matrix": cmd_matrix, "plan": cmd_plan, None: cmd_provision}
+    handlers = {"matrix": cmd_matrix, "plan": cmd_plan, "verify": cmd_verify, None: cmd_provision}
     handler = handlers.get(args.command) or getattr(args, "handler", None)
     try:
         if handler is None:

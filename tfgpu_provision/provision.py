@@ -147,7 +147,9 @@ def prepare(options: RunOptions, playbook: str) -> Prepared:
             raise BadInput(f"host {host}: {exc.message}", fix=exc.fix) from None
     _play_keywords(inv, hosts, extravars)
     if options.forks is not None and options.forks < 1:
-        raise BadInput(f"--forks {options.forks} is not a positive number.", fix="use --forks 1 or more")
+        raise BadInput(
+            f"--forks {options.forks} is not a positive number.", fix="use --forks 1 or more"
+        )
     forks = options.forks or min(MAX_FORKS, max(5, len(hosts)))
     request = runner.RunRequest(
         playbook=playbook,
@@ -170,6 +172,22 @@ def execute(prepared: Prepared, title: str) -> runner.RunResult:
             prepared.request, on_event=progress, label=Path(prepared.request.playbook).stem
         )
     return result
+
+
+def report_run(result: runner.RunResult) -> int:
+    """Write the run's reports, print the terminal report, return the run's exit code."""
+    from tfgpu_provision.report import load_run, terminal, write_reports
+
+    print_summary(result)
+    if not result.model.finished:
+        return result.exit_code
+    report = load_run(result.run_dir)
+    paths = write_reports(result.run_dir, report)
+    console.print(terminal.render(report))
+    console.print(
+        f"Reports: {', '.join(str(p) for p in paths.values())}", markup=False, soft_wrap=True
+    )
+    return report.exit_code
 
 
 def print_summary(result: runner.RunResult) -> None:
