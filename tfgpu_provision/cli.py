@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     _run_options(parser, required_inventory=False)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
 
     matrix = sub.add_parser(
         "matrix", help="what each TensorFlow release needs (driver, CUDA, cuDNN, Python)"
@@ -183,10 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"matrix": cmd_matrix, "plan": cmd_plan, "verify": cmd_verify, None: cmd_provision}
-    handler = handlers.get(args.command) or getattr(args, "handler", None)
+    handler = handlers.get(args.subcommand) or getattr(args, "handler", None)
     try:
         if handler is None:
-            parser.error(f"unknown command {args.command}")
+            parser.error(f"unknown command {args.subcommand}")
         return int(handler(args))
     except TfgpuError as exc:
         if args.debug:
