@@ -97,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _run_options(verify, required_inventory=True)
 
+    from tfgpu_provision.doctor.cli import add_doctor_subparser
     from tfgpu_provision.report.cli import add_report_subparser
 
     add_report_subparser(sub)
+    add_doctor_subparser(sub)
     try:
         from tfgpu_provision.sandbox.cli import add_subparser
     except ImportError:  # the sandbox package is optional at import time
