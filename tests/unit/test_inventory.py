@@ -117,6 +117,10 @@ def test_option_names_are_the_fixed_ones() -> None:
         "tfgpu_sandbox_boot_time_command",
         "tfgpu_ca_certificates",
         "tfgpu_pip_index_url",
+        "tfgpu_wheelhouse",
+        "tfgpu_wheelhouse_address",
+        "tfgpu_apt_cache",
+        "tfgpu_apt_proxy",
         "tfgpu_conda_channels",
     }
 
