@@ -6,12 +6,14 @@ TensorFlow release have been validated (bad input -> exit 2, no host touched).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfgpu_provision import compat, inventory, runner
+from tfgpu_provision import compat, inventory, runner, wheelhouse
 from tfgpu_provision.console import console, err_console
 from tfgpu_provision.errors import BadInput, TfgpuError
 from tfgpu_provision.events import RunModel
@@ -167,11 +169,79 @@ def prepare(options: RunOptions, playbook: str) -> Prepared:
 
 
 def execute(prepared: Prepared, title: str) -> runner.RunResult:
-    with Progress(console, title) as progress:
-        result = runner.run(
-            prepared.request, on_event=progress, label=Path(prepared.request.playbook).stem
-        )
+    with contextlib.ExitStack() as servers:
+        if _installs_env(prepared.request):
+            urls = _serve_wheelhouses(prepared, servers)
+            if urls:
+                prepared.request.extravars["tf_env_pip_find_links"] = " ".join(urls)
+        with Progress(console, title) as progress:
+            result = runner.run(
+                prepared.request, on_event=progress, label=Path(prepared.request.playbook).stem
+            )
     return result
+
+
+def _installs_env(request: runner.RunRequest) -> bool:
+    """Whether this run may build a TensorFlow env (and so wants the wheelhouse)."""
+    if request.check or Path(request.playbook).stem not in ("site", "env"):
+        return False
+    return not request.tags or "env" in request.tags
+
+
+def _serve_wheelhouses(prepared: Prepared, servers: contextlib.ExitStack) -> list[str]:
+    """Download the envs' wheels once on the controller and serve them for the run.
+
+    A read-only preflight pass learns each host's resolved stack; hosts that install CUDA
+    and cuDNN from pip wheels get one wheelhouse per (requirement, Python), built once and
+    cached under ~/.cache/tfgpu-provision/wheelhouse, verified by hash, served over HTTP on
+    tfgpu_wheelhouse_address. The hosts then install with --no-index from it.
+    """
+    options = {
+        h: prepared.inventory.options_for(h) | _option_overrides(prepared) for h in prepared.hosts
+    }
+    wanted = [h for h, o in options.items() if o.get("tfgpu_wheelhouse")]
+    if not wanted:
+        return []
+    console.print(
+        f"wheelhouse: resolving the stacks of {len(wanted)} host(s) (read-only preflight)"
+    )
+    request = dataclasses.replace(
+        prepared.request, playbook="preflight.yml", check=True, tags=[], limit=",".join(wanted)
+    )
+    model = runner.run(request, label="prepare").model
+    pairs: dict[tuple[str, str, str | None], list[str]] = {}
+    for name in wanted:
+        host = model.hosts.get(name)
+        stack = ((host.preflight or {}).get("resolution") or {}).get("stack") if host else None
+        if not isinstance(stack, dict) or (stack.get("sources") or {}).get("cuda") != "pip":
+            continue
+        requirement, python = (
+            stack.get("pip_requirement"),
+            (stack.get("python") or {}).get("selected"),
+        )
+        if requirement and python:
+            pairs.setdefault(
+                (requirement, python, options[name].get("tfgpu_pip_index_url")), []
+            ).append(name)
+    urls = []
+    for (requirement, python, index_url), hosts in sorted(pairs.items(), key=lambda kv: kv[0][:2]):
+        console.print(
+            f"wheelhouse: {requirement} for Python {python} ({len(hosts)} host(s))", markup=False
+        )
+        path = wheelhouse.build(
+            requirement,
+            python,
+            index_url=index_url,
+            progress=lambda message: console.print(f"wheelhouse: {message}", markup=False),
+        )
+        address = str(options[hosts[0]].get("tfgpu_wheelhouse_address") or "127.0.0.1")
+        urls.append(servers.enter_context(wheelhouse.serve(path, bind=address)))
+    return urls
+
+
+def _option_overrides(prepared: Prepared) -> dict[str, object]:
+    names = inventory.options()
+    return {k: v for k, v in prepared.request.extravars.items() if k in names}
 
 
 def report_run(result: runner.RunResult) -> int:
