@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup system-deps lint test test-unit test-full demo bench lock clean ee
 
 help:
-	@echo "make demo       set up, then show the matrix and plan this machine (main job on the sandbox when available)"
+	@echo "make demo       set up, then provision and verify a 2-node sandbox lab (the main job), with its report"
 	@echo "make test       set up, lint, run the default test tier (what CI runs)"
 	@echo "make test-full  the default tier plus the slow tests"
 	@echo "make lint       ruff, mypy, yamllint, ansible-lint"
@@ -56,9 +56,14 @@ test-unit: $(BIN)/.installed
 test-full: setup lint
 	$(call run_pytest,)
 
+# The main job on the built-in sandbox: 2 Debian nodes with 2 simulated devices each,
+# provisioned fully (driver from Debian non-free, CUDA/cuDNN wheels, TensorFlow's latest
+# release in a venv), verified, and reported. `tfgpu-provision sandbox down` removes the lab.
 demo: setup
-	tfgpu-provision matrix
-	tfgpu-provision plan --inventory local
+	tfgpu-provision matrix --tensorflow latest
+	tfgpu-provision sandbox up --hosts 2 --simulate-gpus 2
+	tfgpu-provision plan --inventory sandbox
+	tfgpu-provision --inventory sandbox
 
 bench: setup
 	@ls tests/perf/bench_*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
