@@ -26,7 +26,7 @@ from tfgpu_provision.compat.versions import (
 
 DRIVER_SOURCES = ("distro", "nvidia_repo", "none")
 CUDA_SOURCES = ("pip", "conda", "nvidia_repo", "distro", "none")
-CUDNN_SOURCES = ("pip", "conda", "nvidia_repo", "none")
+CUDNN_SOURCES = ("pip", "conda", "nvidia_repo", "tarball", "none")
 ENV_MANAGERS = ("conda", "venv")
 # TensorFlow publishes CUDA-enabled Linux wheels for x86_64 only (DESIGN.md).
 ARM_ARCHES = frozenset({"aarch64", "arm64", "armv8", "arm64e"})
