@@ -22,6 +22,10 @@ _PINS = {
 }
 
 
+# Options whose values may carry credentials (a package index URL with a token).
+_SECRET_OPTIONS = frozenset({"tfgpu_pip_index_url"})
+
+
 class ActionModule(ActionBase):  # type: ignore[misc]
     TRANSFERS_FILES = False
     _supports_check_mode = True
@@ -74,6 +78,10 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         )
         result.update(outcome.to_result())
         # Every option with its default applied, for the later roles: one schema, no role
-        # repeats a tfgpu_* default.
-        result["ansible_facts"]["tfgpu_options"] = options
+        # repeats a tfgpu_* default. Options that may hold credentials are redacted: facts
+        # land in the run's events; roles read those from the host's variables instead.
+        result["ansible_facts"]["tfgpu_options"] = {
+            name: ("<redacted>" if name in _SECRET_OPTIONS and value else value)
+            for name, value in options.items()
+        }
         return result
