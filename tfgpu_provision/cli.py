@@ -139,7 +139,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(render.render_json(tensorflow=args.tensorflow))
     else:
-        print(render.render_table(tensorflow=args.tensorflow, width=max(console.width, 100)))
+        width = console.width if console.is_terminal else 200  # a pipe or a log: keep every column
+        print(render.render_table(tensorflow=args.tensorflow, width=width))
     return 0
 
 
