@@ -52,6 +52,8 @@ def layer_rows(summary: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         parts = [f">= {drv['minimum']}" if drv.get("minimum") else ""]
         if drv.get("branch"):
             parts.append(f"branch {drv['branch']}")
+        elif (stack.get("sources") or {}).get("driver") == "distro":
+            parts.append("the distribution's branch")
         if drv.get("action"):
             parts.append(f"({drv['action']})")
         target_driver = " ".join(p for p in parts if p) or "-"

@@ -724,6 +724,15 @@ class _Resolver:
         source = self.pins.driver_source
         if source == "none":
             return self._driver_unmanaged(plan, min_v, tk_v, minimum, tk_note)
+        if source == "distro" and self.pins.driver_branch is None:
+            # The distribution decides the branch (Debian 12 carries R535); the driver role
+            # reads what its repository carries and fails before any change if that is
+            # below the minimum, so no branch is promised here.
+            if installed is None:
+                return plan(None, "install")
+            if installed < min_v:
+                return plan(None, "upgrade")
+            return plan(installed[0], "keep")
 
         ceiling = self._gpu_branch_ceiling()
         cap = ceiling[0] if ceiling else None
@@ -852,6 +861,8 @@ class _Resolver:
         parts = []
         if driver.action in ("install", "upgrade") and driver.branch:
             parts.append(f"driver branch R{driver.branch}")
+        elif driver.action in ("install", "upgrade"):
+            parts.append("the distribution's NVIDIA driver")
         if self.pins.cuda_source != "none":
             parts.append(f"CUDA {self.cuda} ({self.pins.cuda_source})")
         if self.pins.cudnn_source != "none":
