@@ -45,7 +45,7 @@ lint: $(BIN)/.installed
 
 # pytest exit code 5 means "no tests collected": not a failure of the suite.
 define run_pytest
-	rc=0; pytest $(1) $(PYTEST_ARGS) || rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+	rc=0; pytest --durations=30 $(1) $(PYTEST_ARGS) || rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 endef
 
 test: setup lint

@@ -150,6 +150,12 @@ def _is_guard(data: Mapping[str, Any]) -> bool:
 def _message(res: object) -> str:
     if not isinstance(res, Mapping):
         return str(res)
+    msg = str(res.get("msg") or "").strip()
+    stderr = str(res.get("stderr") or "").strip()
+    if stderr and msg in ("", "non-zero return code"):
+        # A failed command says only "non-zero return code"; its cause is in stderr.
+        tail = "\n".join(stderr.splitlines()[-3:])
+        return f"{msg}: {tail}" if msg else tail
     for key in ("msg", "stderr", "module_stderr", "reason"):
         value = res.get(key)
         if value:

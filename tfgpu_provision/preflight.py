@@ -101,6 +101,16 @@ def evaluate(
         host=host, resolution=resolution.to_dict(), simulated_gpus=simulate_gpus
     )
     outcome.failures.extend(f.to_dict() for f in resolution.errors)
+    locks = host.get("locks")
+    for lock in locks if isinstance(locks, list) else []:
+        outcome.notes.append(
+            _finding(
+                "PACKAGE_LOCK_HELD",
+                f"{lock.get('path')} is held by pid {lock.get('pid')} ({lock.get('command')}); "
+                "package installs wait up to 60 s for it, then fail.",
+                "Let that process finish (or stop it), then rerun.",
+            )
+        )
 
     if not host.get("gpu_count"):
         if require_gpu:

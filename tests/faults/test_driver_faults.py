@@ -92,11 +92,6 @@ def test_held_dpkg_lock_waits_then_fails_naming_the_lock(faulty_run: Run, setup:
     assert {"path": LOCK, "pid": setup["holder"], "command": "python3"} in locks, locks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product gap: the preflight records the lock holder (tfgpu_host.locks: pid, command) "
-    "but neither warns nor puts it in the report, and apt's final message does not name it",
-)
 def test_held_dpkg_lock_names_the_holder_in_the_report(faulty_run: Run, setup: dict) -> None:
     text = faulty_run.diagnosis_text(LOCKED) + str(faulty_run.host(LOCKED)["warnings"])
     assert f"{setup['holder']}" in text and "python3" in text, text
