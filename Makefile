@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Debian packages the project needs: debootstrap builds the sandbox lab's root filesystem;
 # chromium renders the HTML report in its test; shellcheck checks tests/gpu/device_check.sh;
-# gnupg signs the fake NVIDIA apt repository fixture.
-SYSTEM_PACKAGES := debootstrap chromium shellcheck gnupg
+# gnupg signs the fake NVIDIA apt repository fixture; apt-cacher-ng is the controller's apt cache.
+SYSTEM_PACKAGES := debootstrap chromium shellcheck gnupg apt-cacher-ng
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps lint test test-unit test-full demo bench lock clean ee
