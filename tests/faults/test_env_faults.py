@@ -108,11 +108,6 @@ def test_disk_full_fails_that_host_with_enospc(full_run: Run) -> None:
     assert "[Errno 28] No space left on device" in failed_stderr(full_run, FULL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: events._message takes a command's msg ('non-zero return code') before "
-    "its stderr, so the report and the terminal say 'non-zero return code', not ENOSPC",
-)
 def test_disk_full_cause_is_in_the_report(full_run: Run) -> None:
     assert "No space left on device" in full_run.diagnosis_text(FULL)
 

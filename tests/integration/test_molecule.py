@@ -61,6 +61,7 @@ COVERED_ELSEWHERE = {
     "tf_env": "tests/integration/test_tf_env.py",
     "tf_verify": "tests/integration/test_end_to_end.py",
     "gpu_doctor": "tests/integration/test_doctor_sandbox.py",
+    "apt_proxy": "tests/integration/test_apt_cache.py",
 }
 
 
