@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.countproxy import CountingProxy
+from tests.integration.sandbox_cli import sandbox
 from tfgpu_provision import aptcache, runner
 
 pytestmark = pytest.mark.integration
@@ -41,17 +41,6 @@ def _missing() -> str | None:
         if shutil.which(tool) is None:
             return f"apt cache integration tests need {tool} (make setup installs it)"
     return None
-
-
-def _sandbox(*args: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfgpu_provision.sandbox", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, f"sandbox {args} exited {proc.returncode}: {proc.stderr}"
 
 
 @dataclass
@@ -82,7 +71,7 @@ def lab() -> Iterator[Lab]:
     from tfgpu_provision.sandbox import lab as labs
 
     name = f"perfapt{uuid.uuid4().hex[:5]}"
-    _sandbox("up", "--name", name, "--hosts", "2")
+    sandbox("up", "--name", name, "--hosts", "2")
     try:
         loaded = labs.Lab.load(name)
         hosts = [n.name for n in loaded.nodes]
@@ -90,7 +79,7 @@ def lab() -> Iterator[Lab]:
         inv = Path.home() / ".cache/tfgpu-provision/sandbox" / name / "inventory.yml"
         yield Lab(name=name, hosts=hosts, inventory=inv, ssh=ssh)
     finally:
-        _sandbox("down", "--name", name)
+        sandbox("down", "--name", name)
 
 
 @pytest.fixture(scope="module")

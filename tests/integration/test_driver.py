@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.sandbox_cli import sandbox
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,17 +52,6 @@ class Run:
     host: dict[str, object]
 
 
-def _sandbox(*args: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfgpu_provision.sandbox", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, f"sandbox {args} exited {proc.returncode}: {proc.stderr}"
-
-
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     reason = _missing()
@@ -69,13 +60,13 @@ def lab() -> Iterator[Lab]:
     from tfgpu_provision.sandbox import lab as labs
 
     name = f"drv{uuid.uuid4().hex[:6]}"
-    _sandbox("up", "--name", name, "--hosts", "1")
+    sandbox("up", "--name", name, "--hosts", "1")
     try:
         loaded = labs.Lab.load(name)
         host = loaded.nodes[0].name
         yield Lab(name=name, host=host, ssh=loaded.ssh_argv("1"))
     finally:
-        _sandbox("down", "--name", name)
+        sandbox("down", "--name", name)
 
 
 def on_host(lab: Lab, command: str) -> subprocess.CompletedProcess[str]:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.integration.sandbox_cli import sandbox
 from tfgpu_provision import runner
 
 pytestmark = pytest.mark.integration
@@ -46,27 +45,16 @@ def cache_files(host: str) -> list[Path]:
     return [p for p in runner.FACT_CACHE.iterdir() if p.name == host or p.name.endswith(f"_{host}")]
 
 
-def _sandbox(*args: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfgpu_provision.sandbox", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, f"sandbox {args} exited {proc.returncode}: {proc.stderr}"
-
-
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[str, Path]]:
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
         pytest.skip("fact cache integration test needs root and debootstrap (sandbox hosts)")
     name = f"perffact{uuid.uuid4().hex[:5]}"
-    _sandbox("up", "--name", name, "--hosts", "1")
+    sandbox("up", "--name", name, "--hosts", "1")
     try:
         yield f"{name}-1", Path.home() / ".cache/tfgpu-provision/sandbox" / name / "inventory.yml"
     finally:
-        _sandbox("down", "--name", name)
+        sandbox("down", "--name", name)
         for path in cache_files(f"{name}-1"):
             path.unlink(missing_ok=True)
 
