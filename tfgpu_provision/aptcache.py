@@ -309,7 +309,7 @@ def controller_cache(
         host = url_host or bind
         host = f"[{host}]" if ":" in host else host
         url = f"http://{host}:{chosen}"
-        say(f"apt cache {url} (cache {cache})")
+        say(f"running on {url} for this run (cache {cache})")
         try:
             yield url
         finally:

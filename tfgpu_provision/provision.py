@@ -12,8 +12,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tfgpu_provision import compat, inventory, runner, wheelhouse
+from tfgpu_provision import aptcache, compat, inventory, runner, wheelhouse
 from tfgpu_provision.console import console, err_console
 from tfgpu_provision.errors import BadInput, TfgpuError
 from tfgpu_provision.events import RunModel
@@ -170,6 +171,8 @@ def prepare(options: RunOptions, playbook: str) -> Prepared:
 
 def execute(prepared: Prepared, title: str) -> runner.RunResult:
     with contextlib.ExitStack() as servers:
+        if _installs_packages(prepared.request):
+            prepared.request.extravars.update(_apt_cache(prepared, servers))
         if _installs_env(prepared.request):
             urls = _serve_wheelhouses(prepared, servers)
             if urls:
@@ -179,6 +182,50 @@ def execute(prepared: Prepared, title: str) -> runner.RunResult:
                 prepared.request, on_event=progress, label=Path(prepared.request.playbook).stem
             )
     return result
+
+
+# Entry playbooks that import stages/packages.yml, and the tags that select it.
+_PACKAGE_PLAYBOOKS = ("site", "driver", "cuda", "cudnn", "env")
+_PACKAGE_TAGS = {"driver", "cuda", "cudnn", "env", "packages"}
+
+
+def _installs_packages(request: runner.RunRequest) -> bool:
+    """Whether this run runs the packages stage (and so may want the controller's apt cache)."""
+    if request.check or Path(request.playbook).stem not in _PACKAGE_PLAYBOOKS:
+        return False
+    return not request.tags or bool(_PACKAGE_TAGS & set(request.tags))
+
+
+def _host_options(prepared: Prepared) -> dict[str, dict[str, Any]]:
+    overrides = _option_overrides(prepared)
+    return {h: prepared.inventory.options_for(h) | overrides for h in prepared.hosts}
+
+
+def _apt_cache(prepared: Prepared, servers: contextlib.ExitStack) -> dict[str, object]:
+    """Start the controller's apt-cacher-ng for the run when a host asks for it.
+
+    Hosts with ``tfgpu_apt_cache: controller`` (and no ``tfgpu_apt_proxy``) get the cache's
+    URL through the extra var ``tfgpu_apt_cache_url``; the cache binds the address the hosts
+    reach the controller on (``tfgpu_wheelhouse_address``) and stops when the run ends.
+    """
+    options = _host_options(prepared)
+    wanting = [h for h, o in options.items() if aptcache.wants_controller_cache(o)]
+    if not wanting:
+        return {}
+    addresses = {str(options[h].get("tfgpu_wheelhouse_address") or "127.0.0.1") for h in wanting}
+    if len(addresses) > 1:
+        raise BadInput(
+            "hosts that use the controller's apt cache name different controller addresses "
+            f"({', '.join(sorted(addresses))}); the cache binds one.",
+            fix="set tfgpu_wheelhouse_address once for them, e.g. in group_vars/all.yml",
+        )
+    return servers.enter_context(
+        aptcache.for_run(
+            {h: options[h] for h in wanting},
+            addresses.pop(),
+            progress=lambda message: console.print(f"apt cache: {message}", markup=False),
+        )
+    )
 
 
 def _installs_env(request: runner.RunRequest) -> bool:
@@ -196,9 +243,7 @@ def _serve_wheelhouses(prepared: Prepared, servers: contextlib.ExitStack) -> lis
     cached under ~/.cache/tfgpu-provision/wheelhouse, verified by hash, served over HTTP on
     tfgpu_wheelhouse_address. The hosts then install with --no-index from it.
     """
-    options = {
-        h: prepared.inventory.options_for(h) | _option_overrides(prepared) for h in prepared.hosts
-    }
+    options = _host_options(prepared)
     wanted = [h for h, o in options.items() if o.get("tfgpu_wheelhouse")]
     if not wanted:
         return []

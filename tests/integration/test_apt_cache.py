@@ -6,15 +6,22 @@ for the archive is recorded there. The packages stage (``apt_proxy`` role) point
 apt at the cache; then ``hello`` is installed on host 1 (its .deb is fetched upstream once)
 and on host 2 (served from the cache: no upstream request for a .deb). Also: the role is
 idempotent, removes its file when no proxy is set, and apt goes direct once the cache has
-stopped. A minute or two on 2 cores; downloads ~60 kB from Debian's archive.
+stopped. And through the CLI: ``tfgpu-provision -e tfgpu_apt_cache=controller`` starts its own
+cache for the run, points the hosts at it, stops it afterwards, and a rerun changes nothing.
+A few minutes on 2 cores; downloads ~60 kB from Debian's archive.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import socket
 import subprocess
+import sys
 import textwrap
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -209,3 +216,46 @@ def test_without_a_proxy_the_file_goes_and_apt_goes_direct_after_the_cache(
     assert lab.on(host, f"test -e {CONF} || test -e {DETECT}").returncode != 0
     again = run(lab, tmp_path, play, limit=host, tfgpu_apt_cache="none")
     assert changed(again, host) == 0
+
+
+def _cli(lab: Lab, tmp_path: Path, home: Path, *args: str) -> tuple[str, dict[str, object]]:
+    """One `tfgpu-provision` run against the lab; its output and its summary.json."""
+    runs = tmp_path / f"runs-{uuid.uuid4().hex[:6]}"
+    # HOME in tmp_path: the CLI's own cache, port file and fact cache live under ~/.cache.
+    env = dict(os.environ, HOME=str(home), TFGPU_RUN_DIR=str(runs), NO_COLOR="1", COLUMNS="200")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfgpu_provision.cli", "--inventory", str(lab.inventory), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (summary,) = runs.glob("*/summary.json")
+    return proc.stdout, json.loads(summary.read_text())
+
+
+def test_cli_runs_its_own_cache_for_the_run_only(lab: Lab, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    args = ("--tags", "packages", "-e", "tfgpu_apt_cache=controller")
+    out, _ = _cli(lab, tmp_path, home, *args)
+    found = re.search(r"apt cache: running on (http://\S+)", out)
+    assert found, out
+    url = found.group(1)
+    for host in lab.hosts:
+        assert f'Acquire::http::Proxy "{url}";' in lab.on(host, f"cat {CONF}").stdout
+    port = urllib.parse.urlsplit(url).port
+    assert port is not None
+    with pytest.raises(OSError):  # stopped with the run: nothing listens any more
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    port_file = home / ".cache/tfgpu-provision/apt-cacher-ng.port"
+    assert port_file.read_text().strip() == str(port)
+
+    out, summary = _cli(lab, tmp_path, home, *args)
+    assert f"apt cache: running on {url} " in out, out
+    hosts = summary["hosts"]
+    assert isinstance(hosts, list)
+    assert {h["name"]: h["changed"] for h in hosts} == dict.fromkeys(lab.hosts, 0)
