@@ -68,7 +68,7 @@ demo: setup
 
 bench: setup
 	@ls tests/perf/bench_*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
-	@for b in tests/perf/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@rc=0; for b in tests/perf/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || rc=1; done; exit $$rc
 
 # Build context for an AWX/AAP execution environment (see docs/awx.md).
 ee: $(BIN)/.installed

@@ -28,8 +28,10 @@ e. ``tfgpu-provision`` / ``ansible-playbook`` (our ansible.cfg) on the same no-o
 Prints a table and one JSON line; exits 1 naming every missed goal (2: could not run).
 Needs root (sandbox), apt-cacher-ng, and the TensorFlow wheelhouse (cached after a first run,
 else downloaded once by the first provisioning). Routes the hosts' apt through its own
-apt-cacher-ng with ``-e tfgpu_apt_proxy=URL``, so it measures the same way whether or not the
-CLI starts a controller cache itself.
+apt-cacher-ng (cold for each scenario, behind the counting proxy) with
+``-e tfgpu_apt_proxy=URL``: the same ``apt_proxy`` path on the hosts as
+``tfgpu_apt_cache: controller``, whose start and stop by the CLI is tested in
+``tests/integration/test_apt_cache.py``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 import uuid
@@ -174,38 +175,6 @@ def wheelhouse_bytes() -> dict[str, int]:
     return found
 
 
-def run_packages_stage(inventory_path: Path, proxy_url: str, work: Path) -> None:
-    """Point the hosts' apt at the bench's cache when site.yml does not run the stage yet."""
-    if "stages/packages.yml" in (REPO / "playbooks/site.yml").read_text():
-        return
-    play = work / "packages.yml"
-    play.write_text(
-        textwrap.dedent(f"""\
-            ---
-            - name: Preflight
-              ansible.builtin.import_playbook: {REPO}/playbooks/stages/preflight.yml
-            - name: Packages
-              ansible.builtin.import_playbook: {REPO}/playbooks/stages/packages.yml
-            """)
-    )
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-    subprocess.run(
-        [
-            ANSIBLE_PLAYBOOK,
-            "-i",
-            str(inventory_path),
-            str(play),
-            "-e",
-            f"tfgpu_apt_proxy={proxy_url}",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env=env,
-        cwd=REPO,
-        timeout=600,
-    )
-
-
 @dataclass
 class Provisioning:
     hosts: int
@@ -248,7 +217,6 @@ def _provision_fresh(
             proxy=upstream.url,
         ) as url,
     ):
-        run_packages_stage(inventory_path, url, work)
         mark = len(upstream.snapshot())
         wheels_before = wheelhouse_bytes()
         say(f"full provisioning of {hosts} fresh host(s)")
