@@ -6,12 +6,19 @@ small pure-Python wheel, so a build takes a second or two.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import http.server
 import json
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,6 +153,69 @@ def test_served_wheelhouse_installs_with_no_index(built: Path, tmp_path: Path) -
     # The server is gone after the block.
     with pytest.raises(OSError):
         urllib.request.urlopen(url, timeout=2)
+
+
+@contextlib.contextmanager
+def counting_index(wheel: Path, root: Path, requests: list[str]) -> Iterator[str]:
+    """A local PEP 503 index holding one wheel, standing in for the package index upstream.
+
+    Every request path is recorded in ``requests``: what left the controller for "upstream".
+    """
+    project = root / "simple" / "six"
+    project.mkdir(parents=True)
+    shutil.copy(wheel, project / wheel.name)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (project / "index.html").write_text(f'<a href="{wheel.name}#sha256={digest}">{wheel.name}</a>')
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/simple"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_hosts_install_from_the_wheelhouse_and_never_reach_the_index(
+    built: Path, tmp_path: Path
+) -> None:
+    upstream: list[str] = []
+    with counting_index(the_wheel(built), tmp_path / "index", upstream) as index_url:
+        cache = tmp_path / "cache"
+        # --isolated: this machine's pip config (extra indexes, find-links) stays out of it.
+        build = functools.partial(
+            wheelhouse.build, cache_root=cache, index_url=index_url, pip_args=["--isolated"]
+        )
+        path = build(REQUIREMENT, PYTHON)
+        assert any(r.endswith(".whl") for r in upstream), upstream
+        after_build = list(upstream)
+
+        served: list[str] = []
+        with wheelhouse.serve(path, requests=served) as url:
+            for host in ("host-1", "host-2"):
+                pip = [sys.executable, "-m", "pip", "install", "--isolated", "--no-index"]
+                proc = subprocess.run(
+                    [*pip, "--find-links", url, "--target", str(tmp_path / host), REQUIREMENT],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
+                assert proc.returncode == 0, proc.stdout + proc.stderr
+                assert (tmp_path / host / "six.py").is_file()
+                assert upstream == after_build, f"{host} reached the index: {upstream}"
+        assert sum(r.endswith(".whl") for r in served) == 2, served
+
+        # The next run (another fleet, same stack) reuses the wheelhouse: nothing upstream.
+        assert build(REQUIREMENT, PYTHON) == path
+        assert upstream == after_build
 
 
 def test_failed_download_leaves_no_wheelhouse_and_hides_the_index(tmp_path: Path) -> None:
