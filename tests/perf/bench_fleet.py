@@ -95,11 +95,16 @@ def sandbox(*args: str) -> None:
 
 
 @contextmanager
-def lab(name: str, hosts: int, *extra: str) -> Iterator[Path]:
+def lab(name: str, hosts: int, *extra: str, keep_logs: Path | None = None) -> Iterator[Path]:
+    """A sandbox lab for the block; its nodes' supervisor logs are copied to ``keep_logs``."""
     sandbox("up", "--name", name, "--hosts", str(hosts), *extra)
+    root = Path.home() / ".cache/tfgpu-provision/sandbox" / name
     try:
-        yield Path.home() / ".cache/tfgpu-provision/sandbox" / name / "inventory.yml"
+        yield root / "inventory.yml"
     finally:
+        if keep_logs is not None:
+            for log in root.glob("*/supervisor.log"):
+                shutil.copy(log, keep_logs / f"{log.parent.name}.supervisor.log")
         sandbox("down", "--name", name)
 
 
@@ -210,7 +215,7 @@ def _provision_fresh(
 ) -> Provisioning:
     with (
         # No GPU here: verify runs on simulated devices (the report says so).
-        lab(name, hosts, "--simulate-gpus", str(SIMULATED_GPUS)) as inventory_path,
+        lab(name, hosts, "--simulate-gpus", str(SIMULATED_GPUS), keep_logs=work) as inventory_path,
         aptcache.controller_cache(
             cache_dir=work / f"acng-{hosts}",
             log_dir=work / f"acng-{hosts}.logs",
