@@ -53,6 +53,9 @@ while [ ! -e "$node_dir/stop" ]; do
         break
     fi
     echo "$(date -Is) {name}: node exited ($rc); booting it again" >&2
+    # A boot that failed at once (the old namespace still holding the port or the overlay
+    # while it is torn down on a loaded machine) is retried after 1, 2, 3, 4 s, not at once.
+    [ "$fast_exits" -gt 0 ] && sleep "$fast_exits"
 done
 rm -f "$node_dir/supervisor.pid"
 """
