@@ -280,7 +280,8 @@ def _serve_wheelhouses(prepared: Prepared, servers: contextlib.ExitStack) -> lis
             progress=lambda message: console.print(f"wheelhouse: {message}", markup=False),
         )
         address = str(options[hosts[0]].get("tfgpu_wheelhouse_address") or "127.0.0.1")
-        urls.append(servers.enter_context(wheelhouse.serve(path, bind=address)))
+        # build() has just hashed every wheel (reused or downloaded): serve without a second pass.
+        urls.append(servers.enter_context(wheelhouse.serve(path, bind=address, verified=True)))
     return urls
 
 
