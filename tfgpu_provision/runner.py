@@ -98,6 +98,9 @@ def _runner_kwargs(request: RunRequest, run_dir: Path) -> dict[str, Any]:
         "envvars": {
             "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
             "ANSIBLE_ROLES_PATH": str(root / "roles"),
+            # ansible-runner adds its own callback directory to this one (ansible.cfg's
+            # callback_plugins would be overridden by the variable runner sets).
+            "ANSIBLE_CALLBACK_PLUGINS": str(root / "playbooks" / "callback_plugins"),
             "ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "True"),
             "ANSIBLE_NOCOLOR": "1",
             # Where roles put files for the controller (verify documents): this run's directory.
