@@ -158,7 +158,8 @@ def prepare(options: RunOptions, playbook: str) -> Prepared:
         playbook=playbook,
         inventory=path,
         limit=options.limit,
-        tags=options.tags,
+        # `--tags env,verify` and `-t env -t verify` mean the same: one tag per item.
+        tags=[tag.strip() for item in options.tags for tag in item.split(",") if tag.strip()],
         check=options.check,
         extravars=extravars,
         forks=forks,
@@ -280,7 +281,7 @@ def _serve_wheelhouses(prepared: Prepared, servers: contextlib.ExitStack) -> lis
             progress=lambda message: console.print(f"wheelhouse: {message}", markup=False),
         )
         address = str(options[hosts[0]].get("tfgpu_wheelhouse_address") or "127.0.0.1")
-        # build() has just hashed every wheel (reused or downloaded): serve without a second pass.
+        # build() has just checked it (hashed, or unchanged since hashed): no second pass.
         urls.append(servers.enter_context(wheelhouse.serve(path, bind=address, verified=True)))
     return urls
 

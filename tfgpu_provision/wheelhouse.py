@@ -129,6 +129,43 @@ def problems(path: Path) -> list[str]:
     return found
 
 
+def _stat_stamp(path: Path) -> dict[str, list[int]] | None:
+    """Size, inode, mtime and ctime of the manifest and of every file in the wheelhouse.
+
+    ctime cannot be set from user space: any write or ``touch`` of a file changes it. Like
+    git's index, an unchanged stamp means no file was changed since it was taken.
+    """
+    try:
+        return {
+            entry.name: [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+            for entry in sorted(path.iterdir(), key=lambda e: e.name)
+            for st in [entry.stat()]
+        }
+    except OSError:
+        return None
+
+
+def _stamp_file(path: Path) -> Path:
+    return path.with_name(path.name + ".verified.json")
+
+
+def _record_verified(path: Path) -> None:
+    """Remember the files' stat data right after every hash matched."""
+    stamp = _stat_stamp(path)
+    if stamp is not None:
+        _stamp_file(path).write_text(json.dumps(stamp, sort_keys=True) + "\n")
+
+
+def unchanged_since_verified(path: Path) -> bool:
+    """True when no file of the wheelhouse changed since its hashes last all matched."""
+    try:
+        recorded = json.loads(_stamp_file(path).read_text())
+    except (OSError, ValueError):
+        return False
+    current = _stat_stamp(path)
+    return current is not None and recorded == current
+
+
 def verify(path: Path) -> dict[str, Any]:
     """Check every wheel against the manifest; return the manifest or raise naming the files."""
     found = problems(path)
@@ -187,8 +224,9 @@ def build(
     """The wheelhouse directory for these requirements, downloading only when not cached.
 
     ``python_version`` is the hosts' env Python as X.Y; ``platform`` one tag or the list of
-    tags the hosts accept. A cached wheelhouse is verified first; one that fails (a wheel
-    changed, missing or added) is downloaded again, or with ``on_corrupt="error"`` raises
+    tags the hosts accept. A cached wheelhouse is verified first: hashed again unless no file
+    changed since its hashes last matched (:func:`unchanged_since_verified`); one that fails (a
+    wheel changed, missing or added) is downloaded again, or with ``on_corrupt="error"`` raises
     :class:`WheelhouseError` naming each bad file.
     """
     say = progress or (lambda _message: None)
@@ -200,11 +238,16 @@ def build(
     key = wheelhouse_key(requirements, python_version, platforms, index_url)
     final = root / key
     if final.exists():
+        if unchanged_since_verified(final):
+            say(f"wheelhouse {final} reused ({key[:12]}): no file changed since its hashes matched")
+            return final
         say(f"checking the cached wheelhouse {key[:12]} against its manifest's sha256 hashes")
         found = problems(final)
         if not found:
+            _record_verified(final)
             say(f"wheelhouse {final} reused ({key[:12]})")
             return final
+        _stamp_file(final).unlink(missing_ok=True)
         if on_corrupt == "error":
             verify(final)  # raises with every bad file named
         say("wheelhouse failed its hash check, downloading again:\n  " + "\n  ".join(found))
@@ -234,6 +277,7 @@ def build(
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         partial.rename(final)
+        _record_verified(final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -264,8 +308,8 @@ def serve(
     a free one. ``url_host`` overrides the host name put in the URL (e.g. the controller's
     DNS name when binding 0.0.0.0). Each request path is appended to ``requests`` when given.
     Every wheel is checked against the manifest first, unless ``verified`` says the caller
-    has just done so (:func:`build` hashes every wheel before it returns): hashing a TensorFlow
-    wheelhouse (3.4 GB) twice in a row costs minutes when it is not in the page cache.
+    has just done so (:func:`build` checks before it returns): hashing a TensorFlow wheelhouse
+    (3.4 GB) twice in a row costs minutes when it is not in the page cache.
     """
     if not verified:
         verify(path)

@@ -142,7 +142,7 @@ def test_no_cache_when_the_run_downloads_no_package(
     assert "tfgpu_apt_cache_url" not in request.extravars
 
 
-@pytest.mark.parametrize("tags", [("driver",), ("packages",), ("env",)])
+@pytest.mark.parametrize("tags", [("driver",), ("packages",), ("env",), ("verify,driver",)])
 def test_a_stage_that_installs_packages_gets_the_cache(
     calls: dict[str, Any], tmp_path: Path, tags: tuple[str, ...]
 ) -> None:
@@ -170,3 +170,11 @@ def test_two_controller_addresses_are_bad_input_before_any_start(
     with pytest.raises(BadInput, match="tfgpu_wheelhouse_address once"):
         provision.execute(prepared, "test")
     assert calls["binds"] == [] and calls["requests"] == []
+
+
+def test_comma_separated_tags_are_split_like_repeated_ones(
+    calls: dict[str, Any], tmp_path: Path
+) -> None:
+    _run(tmp_path, extra=("tfgpu_wheelhouse=false",), tags=("driver, cuda", "env"))
+    (request,) = calls["requests"]
+    assert request.tags == ["driver", "cuda", "env"]

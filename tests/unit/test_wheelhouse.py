@@ -11,6 +11,7 @@ import functools
 import hashlib
 import http.server
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,39 @@ def test_reuse_does_not_download_again(
     assert again == path
     assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == before
     assert any("reused" in m for m in messages)
+
+
+def test_unchanged_wheelhouse_is_reused_without_hashing_again(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, path = copy_of(built, tmp_path)
+    wheelhouse.build(REQUIREMENT, PYTHON, cache_root=root)  # full hash check; stamps the files
+
+    def no_hashing(_path: Path) -> str:
+        raise AssertionError("an unchanged wheelhouse was hashed again")
+
+    monkeypatch.setattr(wheelhouse, "file_sha256", no_hashing)
+    messages: list[str] = []
+    assert wheelhouse.build(REQUIREMENT, PYTHON, cache_root=root, progress=messages.append) == path
+    assert any("no file changed" in m for m in messages)
+
+
+def test_rewritten_wheel_with_its_old_size_and_mtime_is_still_caught(
+    built: Path, tmp_path: Path
+) -> None:
+    root, path = copy_of(built, tmp_path)
+    wheelhouse.build(REQUIREMENT, PYTHON, cache_root=root)  # stamps the verified files
+    wheel = the_wheel(path)
+    before = wheel.stat()
+    with wheel.open("r+b") as handle:  # same size, different bytes
+        handle.seek(200)
+        handle.write(b"X" * 16)
+    os.utime(wheel, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime back
+    assert wheel.stat().st_size == before.st_size
+    assert wheel.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(WheelhouseError) as caught:
+        wheelhouse.build(REQUIREMENT, PYTHON, cache_root=root, on_corrupt="error")
+    assert wheel.name in str(caught.value)
 
 
 def test_corrupted_wheel_is_named_when_errors_are_asked_for(built: Path, tmp_path: Path) -> None:
